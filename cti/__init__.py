@@ -1,0 +1,1 @@
+"""CTI side: AMI client, call tracker, and (next round) the agent bridge."""

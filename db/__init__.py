@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy 2.0 models, sessions, Alembic migrations, repositories."""

@@ -1,0 +1,1 @@
+"""The application shell: CLI, config, service wiring."""

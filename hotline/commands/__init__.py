@@ -1,0 +1,1 @@
+"""One module per `hotline` sub-command; each exposes a click command named after it."""
