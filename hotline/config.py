@@ -97,6 +97,7 @@ class Config:
     values: dict[str, dict[str, Any]]
     source: str | None = None
     origins: dict[str, str] = field(default_factory=dict)  # "ami.secret" -> "env HOTLINE_AMI_SECRET"
+    notes: list[str] = field(default_factory=list)         # things worth a warning at start
 
     def __getattr__(self, section: str) -> Any:
         try:
@@ -286,9 +287,17 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
             problems.append(f"{origins.get(f'{section}.{key}', 'default')}: '{section}.{key}' {exc}")
     if values["ami"]["reconnect_max"] < values["ami"]["reconnect_initial"]:
         problems.append("'ami.reconnect_max' must not be smaller than 'ami.reconnect_initial'")
+    notes: list[str] = []
     if values["ami"]["enabled"] and not values["ami"]["secret"]:
-        problems.append("'ami.secret' is empty: set HOTLINE_AMI_SECRET (or [ami] secret), "
-                        "or turn the AMI client off with --no-ami")
+        if "ami.enabled" in origins:
+            problems.append(f"{origins['ami.enabled']}: 'ami.enabled' is on but 'ami.secret' is "
+                            "empty: set HOTLINE_AMI_SECRET (or [ami] secret), or use --no-ami")
+        else:
+            # Nobody asked for AMI explicitly: run the rest, and say why AMI is off.
+            values["ami"]["enabled"] = False
+            origins["ami.enabled"] = "off: no secret"
+            notes.append("AMI client off: 'ami.secret' is empty (set HOTLINE_AMI_SECRET "
+                         "to track calls)")
     if problems:
         raise ConfigError("\n".join(problems))
-    return Config(values=values, source=path, origins=origins)
+    return Config(values=values, source=path, origins=origins, notes=notes)

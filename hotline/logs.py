@@ -88,6 +88,8 @@ def setup_logging(level: str = "info", fmt: str = "kv", out: TextIO | None = Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every migration plugin at INFO; the one line that matters is ours.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     predicate = LogLevelFilterPredicate(defaultLogLevel=_TWISTED_LEVELS[level])
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(twisted_observer(fmt, out), [predicate])],

@@ -72,10 +72,20 @@ def test_bad_environment_value_names_the_variable():
     assert "environment HOTLINE_AMI_ENABLED: 'ami.enabled' expected true or false" in str(err.value)
 
 
-def test_missing_ami_secret_says_how_to_fix():
-    """With the AMI client on, an empty secret is an error that names the variable to set."""
-    with pytest.raises(ConfigError, match="HOTLINE_AMI_SECRET"):
-        load_config(None, environ={})
+def test_missing_ami_secret_turns_ami_off_with_a_note():
+    """With no secret and nobody asking for AMI, the service runs without it and says why."""
+    config = load_config(None, environ={})
+    assert config.ami.enabled is False
+    assert any("HOTLINE_AMI_SECRET" in note for note in config.notes)
+
+
+def test_ami_asked_for_without_secret_is_an_error(tmp_path):
+    """[ami] enabled = true with an empty secret names the line and the variable to set."""
+    path = write(tmp_path, "[ami]\nenabled = true\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value).startswith(f"{path}:2: 'ami.enabled' is on but 'ami.secret' is empty")
+    assert "HOTLINE_AMI_SECRET" in str(err.value)
 
 
 def test_ami_secret_not_needed_when_ami_is_off():
