@@ -279,7 +279,7 @@ class AgiResult(Result):
     def digit(self) -> str | None:
         """The key pressed, for STREAM FILE / WAIT FOR DIGIT / SAY * (ASCII code result)."""
         v = self.value
-        return chr(v) if self.code == 200 and v > 0 else None
+        return chr(v) if self.code == 200 and 0 < v < 0x110000 else None
 
 
 @dataclass(frozen=True)

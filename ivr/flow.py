@@ -63,9 +63,10 @@ class FlowError(Exception):
 #   expr     an expression (ivr.expr)           var     a variable name the step WRITES
 #   flow     name of another flow file          queue   an Asterisk queue name
 #   list / map   structured; the step type checks it in ``check()``
+#   int_or_map   one whole number, or a mapping (queue priority: 5, or per tier)
 KEY_KINDS = frozenset({
     "str", "int", "float", "bool", "text", "digit", "digits", "prompt", "target",
-    "digit_targets", "expr", "var", "flow", "queue", "list", "map",
+    "digit_targets", "expr", "var", "flow", "queue", "list", "map", "int_or_map",
 })
 
 

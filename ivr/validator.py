@@ -581,4 +581,6 @@ _SIMPLE_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
               "a queue name (letters, digits, _ . -)"),
     "list": (lambda v: isinstance(v, list), "a list"),
     "map": (lambda v: isinstance(v, dict), "a mapping"),
+    "int_or_map": (lambda v: isinstance(v, dict) or (isinstance(v, int) and not isinstance(v, bool)),
+                   "a whole number or a mapping"),
 }
