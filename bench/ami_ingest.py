@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import resource
 import socket
@@ -31,7 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRACES = Path(os.environ.get("HOTLINE_TRACES", "/work/shared/asterisk-traces"))
+sys.path.insert(0, str(ROOT / "tests"))
+from traces import TRACES  # noqa: E402
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 CONTENDERS = ["hotline+tracker", "hotline-client", "parser-lazy", "parser-full",
               "panoramisk", "pyst2", "pyst2-chanvariable", "floor"]

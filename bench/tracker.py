@@ -20,7 +20,10 @@ sys.path.insert(0, ROOT)
 from cti.ami.parser import AmiMessage, AmiParser  # noqa: E402
 from cti.tracker import CallTracker  # noqa: E402
 
-RAW = "/work/shared/asterisk-traces/load_burst/ami.raw"
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from traces import TRACES  # noqa: E402
+
+RAW = str(TRACES / "load_burst" / "ami.raw")
 
 
 def rounds_of_bytes(raw: bytes, rounds: int) -> list[bytes]:

@@ -21,7 +21,6 @@ Usage (trial/pytest with a running reactor)::
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import time
 from hashlib import md5
@@ -34,7 +33,7 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from cti.ami.errors import RemoteProtocolError
 from cti.ami.parser import AmiMessage, AmiParser
 
-TRACES = Path(os.environ.get("HOTLINE_TRACES", "/work/shared/asterisk-traces"))
+from traces import TRACES
 BANNER = "Asterisk Call Manager/11.0.0"
 
 Headers = Mapping[str, object] | Iterable[tuple[str, object]]

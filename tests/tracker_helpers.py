@@ -7,14 +7,13 @@ tracker's clock set to each chunk's receive time, so durations are the recording
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Iterator
 
 from cti.ami.parser import AmiMessage, AmiParser
 from cti.events import CallEnded, DomainEvent, EventBus
 from cti.tracker import CallTracker
 
-TRACES = Path("/work/shared/asterisk-traces")
+from traces import TRACES
 
 
 class ReplayClock:
