@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine_helpers import ENV, HANGUP, TIMEOUT, Phone, drive, make_flow, make_step, ok
-from ivr.commands import Outcome, ServiceCall, ServiceResult
+from ivr.commands import AgiResult, Exec, Exit, Outcome, ServiceCall, ServiceResult
 from ivr.engine import MASK, FlowSession
 from ivr.flow import STEP_TYPES
 from ivr.memory_services import InMemoryServices
@@ -223,3 +223,39 @@ def test_data_step_checks_report_malformed_steps(params):
     """Each data step type's check() reports a malformed step."""
     step = make_step("s", params)
     assert STEP_TYPES[params["type"]].check(step)
+
+
+def test_ticket_opens_a_ticket_and_keeps_its_reference():
+    """A ticket step asks create_ticket with the customer, kind, summary and session, then
+    stores the reference in its variable."""
+    flow = make_flow({
+        "open": {"type": "ticket", "kind": "complaint", "summary": "rude agent ${caller_id}",
+                 "var": "ref", "next": "bye"},
+        "bye": {"type": "hangup"},
+    })
+    session = FlowSession(flow, {"agi_callerid": "5551234"}, None, session_id="s1")
+    command = session.start()
+    while not isinstance(command, ServiceCall):
+        command = session.feed(AgiResult(200, "1"))
+    assert command.method == "create_ticket"
+    assert command.kwargs == {"customer_id": None, "kind": "complaint",
+                              "summary": "rude agent 5551234", "session_id": "s1"}
+    session.feed(ServiceResult("T-000042"))
+    assert session.variables["ref"] == "T-000042"
+
+
+def test_ticket_service_failure_is_a_flow_error():
+    """A database failure while opening the ticket goes to the error path, never dead air."""
+    flow = make_flow({"open": {"type": "ticket", "summary": "x", "next": "bye"},
+                      "bye": {"type": "hangup"}})
+    session = FlowSession(flow, {}, None)
+    command = session.start()
+    while not isinstance(command, ServiceCall):
+        command = session.feed(AgiResult(200, "1"))
+    command = session.feed(ServiceResult(error="database down"))
+    seen = []
+    while not isinstance(command, Exit):
+        seen.append(command)
+        command = session.feed(AgiResult(200, "0"))
+    assert command.outcome.kind == "error"
+    assert Exec("Queue", "operator,t") in seen

@@ -204,3 +204,31 @@ class SetVars(StepType):
             ctx.variables[str(name)] = value
         return step.params.get("next")
         yield  # a generator, like every step
+
+
+TICKET_KINDS = ("fault", "complaint", "request")
+
+
+@register_step_type
+class Ticket(StepType):
+    type_name = "ticket"
+    doc = ("Open a ticket for the caller (fault report, complaint, request) and keep its "
+           "reference in a variable, so the flow can read it back and the agent sees it.")
+    keys: ClassVar = {
+        "kind": Key("str", default="fault", choices=TICKET_KINDS),
+        "summary": Key("text", required=True, doc="what the caller reported; may use ${var}"),
+        "var": Key("var", default="ticket_reference", doc="where the new reference goes"),
+        "next": Key("target"),
+    }
+
+    def reads(self, step: Step) -> set[str]:
+        return {"customer_id", "session_id"}
+
+    def run(self, step: Step, ctx: StepContext) -> StepRun:
+        params = step.params
+        customer_id = ctx.variables.get("customer_id")
+        reference = yield from ctx.service(
+            "create_ticket", customer_id=customer_id, kind=params.get("kind", "fault"),
+            summary=ctx.interpolate(params["summary"]), session_id=ctx.session_id)
+        ctx.variables[params.get("var") or "ticket_reference"] = reference
+        return params.get("next")
