@@ -154,6 +154,13 @@ def resolve_prompt(value: Any, *, language: str | None, flow_language: str,
     voices = voices or {}
     if isinstance(value, str):
         return _text_parts(value, flow_language, flow_language, flow_voice, voices, variables, prefix)
+    if isinstance(value, list):
+        # A sequence of prompts, played in order: how one prompt mixes voices, e.g.
+        # [{en: "For English, press 1."}, {zh: "中文服务请按2。"}] says each in its own.
+        return [part for item in value
+                for part in resolve_prompt(item, language=language, flow_language=flow_language,
+                                           flow_voice=flow_voice, voices=voices,
+                                           variables=variables, prefix=prefix)]
     if not isinstance(value, Mapping) or not value:
         raise ValueError(f"not a prompt: {value!r}")
     if "sound" in value:

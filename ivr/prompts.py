@@ -497,6 +497,10 @@ def _texts_of_prompt(value: Any, default_language: str) -> Iterator[tuple[str, s
     if isinstance(value, str):
         yield default_language, value
         return
+    if isinstance(value, list):   # a sequence of prompts played in order
+        for item in value:
+            yield from _texts_of_prompt(item, default_language)
+        return
     if not isinstance(value, dict):
         return
     if any(form in value for form in _PROMPT_FORMS):

@@ -359,10 +359,14 @@ class _Validator:
         if isinstance(value, str):
             self.check_template(step, path, value, label)
             return
+        if isinstance(value, list) and value and not languages:
+            for index, item in enumerate(value):   # prompts played in order
+                self.check_prompt(step, f"{path}.{index}", item, label, languages)
+            return
         if not isinstance(value, dict) or not value:
-            self.error(where, f"{label}'{path}' must be text to speak, or a mapping like "
+            self.error(where, f"{label}'{path}' must be text to speak, a mapping like "
                               f"{{file: welcome}}, {{sound: beep}}, {{text: ...}} or {{en: ..., zh: ...}}, "
-                              f"not {_describe(value)}", step)
+                              f"or a list of those, not {_describe(value)}", step)
             return
         forms = [k for k in value if k in _PROMPT_FORMS]
         others = [k for k in value if k not in _PROMPT_FORMS]

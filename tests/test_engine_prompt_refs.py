@@ -104,3 +104,21 @@ def test_prompts_builder_uses_the_same_split():
     prompts = pytest.importorskip("ivr.prompts")
     text = "Your ticket ${ticket_reference} has been received."
     assert prompts.static_parts(text) == static_parts(text)
+
+
+def test_a_list_of_prompts_plays_each_in_order_in_its_own_voice():
+    """[{en: ...}, {zh: ...}] says the English part in the English voice, then the Chinese
+    part in the Chinese voice, whatever the session language: how a language menu sounds right."""
+    value = [{"en": "For English, press 1."}, {"zh": "中文服务请按2。"}, {"sound": "beep"}]
+    parts = resolve_prompt(value, language="en", flow_language="en", voices=VOICES)
+    assert parts == [PromptPart("file", tts_prompt_name("For English, press 1.", "gmw/en-us", "en")),
+                     PromptPart("file", tts_prompt_name("中文服务请按2。", "sit/cmn", "zh")),
+                     PromptPart("file", "beep")]
+
+
+def test_the_prompt_builder_renders_every_part_of_a_prompt_list():
+    """`hotline prompts build` finds each text of a list prompt with its own language."""
+    from ivr.prompts import _texts_of_prompt
+    value = [{"en": "For English, press 1."}, {"zh": "中文服务请按2。"}]
+    assert list(_texts_of_prompt(value, "en")) == [("en", "For English, press 1."),
+                                                   ("zh", "中文服务请按2。")]

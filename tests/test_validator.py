@@ -198,6 +198,16 @@ def test_prompt_per_language_is_checked_recursively():
     assert lines[1].startswith("flow.yaml:6:14: step 's': variable 'who' is never set")
 
 
+def test_prompt_list_items_are_each_checked():
+    """Each prompt of a list (played in order) is checked: files, variables, shapes."""
+    text = ("steps:\n  s:\n    type: say\n    prompt:\n      - {en: 'Hi ${who}'}\n"
+            "      - {file: gone}\n      - 42\n")
+    lines = check_text(text)
+    assert lines[0].startswith("flow.yaml:5:18: step 's': variable 'who' is never set")
+    assert lines[1].startswith("flow.yaml:6:16: step 's': prompt file 'gone' not found")
+    assert lines[2].startswith("flow.yaml:7:9: step 's': 'prompt.2' must be text to speak")
+
+
 def test_prompts_nested_in_structured_keys_are_checked():
     """A prompt inside a list key (survey questions) is checked like any prompt."""
     text = ("steps:\n  s:\n    type: survey\n    questions:\n      - id: q1\n"
