@@ -40,7 +40,6 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "flows_dir": Setting(str, "flows", "directory of flow YAML files"),
         "command_timeout": Setting(float, 30.0, "seconds to wait for Asterisk's reply to a quick AGI command", minimum=0.1),
         "reload_interval": Setting(float, 2.0, "seconds between checks for edited flow files (0 = off)", minimum=0),
-        "sounds_prefix": Setting(str, "hotline", "prefix of prompt file names as Asterisk sees them"),
     },
     "ami": {
         "enabled": Setting(bool, True, "connect to the Asterisk Manager Interface"),

@@ -117,3 +117,18 @@ def test_bad_listen_addresses_are_refused(value):
     """Anything but host:port is refused with a hint."""
     with pytest.raises(ValueError, match="host:port"):
         parse_listen(value)
+
+
+def test_example_config_documents_every_key_and_loads():
+    """hotline.example.toml names every key (secrets commented out) and is a valid config."""
+    from pathlib import Path
+
+    from hotline.config import SCHEMA
+    path = Path(__file__).resolve().parents[1] / "hotline.example.toml"
+    text = path.read_text()
+    for section, keys in SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"{key} = " in text, f"{section}.{key} missing from the example"
+    config = load_config(str(path), environ=ENV)
+    assert config.agi.listen == "127.0.0.1:4573"
