@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 setup: system-packages $(STAMP)
 
 demo: setup
-	$(BIN)/hotline simulate flows/main.yaml
+	$(BIN)/hotline simulate flows/main.yaml --now 2026-11-24T10:00+08:00
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
