@@ -210,14 +210,21 @@ def test_entry_contexts_answer_first_and_route_on_agistatus(dialplan):
 def test_agi_failure_reaches_an_operator_never_dead_air(dialplan):
     """FAILURE (Hotline unreachable) plays an apology and queues for an operator before hanging up."""
     after = dialplan.contexts["hotline-after-agi"]
-    for status in ("SUCCESS", "HANGUP"):
-        assert [p.app for p in after.find(status).priorities] == ["Hangup"]
+    assert [p.app for p in after.find("HANGUP").priorities] == ["Hangup"]
     for status in ("FAILURE", "NOTFOUND", "i"):
         assert after.find(status).priorities[0].data == "agi_fail,1"
     apps = [p.app for p in after.find("agi_fail").priorities]
     assert apps.index("Playback") < apps.index("Queue") < apps.index("Hangup")
     queue = after.find("agi_fail").priorities[apps.index("Queue")]
     assert queue.args[0] == "operator"
+
+
+def test_agi_closed_without_an_outcome_reaches_an_operator(dialplan):
+    """SUCCESS with neither HOTLINE_OUTCOME nor HOTLINE_ERROR (Hotline stopped mid-call) goes
+    to agi_fail; a flow that ended, or already queued the caller for an operator, hangs up."""
+    success = dialplan.contexts["hotline-after-agi"].find("SUCCESS").priorities
+    assert [p.app for p in success] == ["GotoIf", "Hangup"]
+    assert success[0].data == '$["${HOTLINE_OUTCOME}${HOTLINE_ERROR}" = ""]?agi_fail,1'
 
 
 def test_agi_fail_prompt_is_one_hotline_renders():
