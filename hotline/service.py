@@ -51,12 +51,14 @@ class HotlineService:
         self.tracker: Any = None
         self.recorder: Any = None
         self.resyncs = 0
+        self.started_at: float | None = None   # reactor clock; what the tracker counts in
         self._tick: task.LoopingCall | None = None
         self._stopping: defer.Deferred | None = None
 
     # -- start -------------------------------------------------------------------------
     def start(self) -> None:
         """Bring every enabled part up, in an order that fails early and cleanly."""
+        self.started_at = self.reactor.seconds()
         self._start_database()
         if self.config.agi.enabled:
             self._start_agi()
@@ -154,10 +156,21 @@ class HotlineService:
         channels = yield client.send_action("CoreShowChannels", {})
         queues = yield client.send_action("QueueStatus", {})
         events = resync(self.tracker, channels.items, queues.items)
+        first = self.resyncs == 0
         self.resyncs += 1
+        left_open = 0
+        if first:
+            # Calls a previous run saw (stopped mid-call, or killed) that Asterisk no
+            # longer has: nobody else will ever close their rows.
+            live = {call["linkedid"] for call in self.tracker.live_calls()}
+            try:
+                left_open = yield self.writer.run(close_calls_left_open, live, self.started_at)
+            except Exception as exc:  # the service runs on; the rows wait for the next start
+                log.warning("cannot close calls left open by a previous run", extra={"fields": {
+                    "event": "calls_left_open_error", "error": f"{type(exc).__name__}: {exc}"}})
         log.info("AMI resynchronised", extra={"fields": {
             "event": "ami_resync", "live_calls": len(self.tracker.live_calls()),
-            "changes": len(events)}})
+            "changes": len(events), "closed_left_open": left_open}})
 
     def _start_http(self) -> None:
         host, port = parse_listen(self.config.http.listen)
@@ -274,6 +287,41 @@ class TimedWriter:
 
     def run_sync(self, fn: Any, *args: Any) -> Any:
         return self.database.run_sync(fn, *args)
+
+
+def close_calls_left_open(session: Any, live: set[str], started_before: float) -> int:
+    """Close the ``calls`` rows a previous run left open whose call Asterisk no longer has.
+
+    Rows of calls that started before this run (``started_before``, POSIX seconds) and
+    are not live in the tracker after the first resync are closed as ``resync_missing``
+    at their last recorded event (the last moment we know the call was up), with the
+    disposition the tracker would give a call that vanished (answered / ivr_only /
+    unknown). Calls still up on Asterisk were adopted by the resync and are left alone.
+    Returns how many rows were closed.
+    """
+    from sqlalchemy import select
+
+    from db import repository
+    from db.models import CallEvent
+    from db.types import to_utc
+
+    cutoff = to_utc(started_before)
+    closed = 0
+    for call in repository.open_calls(session):
+        if call.linkedid in live or call.started_at >= cutoff:
+            continue
+        last_event = session.scalars(select(CallEvent.at).where(CallEvent.call_id == call.id)
+                                     .order_by(CallEvent.at.desc()).limit(1)).first()
+        if call.answered_at is not None:
+            disposition = "answered"
+        elif call.ivr_entered_at is not None or call.ivr_session_id:
+            disposition = "ivr_only"
+        else:
+            disposition = "unknown"
+        repository.close_call(session, call.linkedid, last_event or call.started_at,
+                              "resync_missing", disposition=disposition)
+        closed += 1
+    return closed
 
 
 def _log_finished_call(event: Any) -> None:

@@ -1,8 +1,10 @@
 """``hotline serve``: run the core next to Asterisk with one command and one config file."""
 from __future__ import annotations
 
+import io
 import os
 import sys
+from typing import TextIO
 
 import click
 
@@ -13,6 +15,39 @@ def _fail(message: str, code: int) -> None:
     for line in message.splitlines():
         click.echo(f"hotline: {line}", err=True)
     sys.exit(code)
+
+
+class _StartupLog(io.TextIOBase):
+    """The log stream while the service starts: held back, then written out once it runs.
+
+    A start that fails is told in one ``hotline: ...`` line; the info lines of the parts
+    that came up before the failure (schema upgraded, flows loaded) would bury it, so
+    they are dropped (kept with ``--log-level debug``).
+    """
+
+    def __init__(self, out: TextIO):
+        super().__init__()
+        self.out = out
+        self.held: list[str] | None = []
+
+    def write(self, text: str) -> int:
+        if self.held is None:
+            written = self.out.write(text)
+            return len(text) if written is None else written
+        self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.held is None:
+            self.out.flush()
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        self.out.write("".join(held))
+        self.out.flush()
+
+    def discard(self) -> None:
+        self.held = None
 
 
 @click.command("serve")
@@ -64,7 +99,8 @@ def serve(config_path, agi_listen, http_listen, flows_dir, no_agi, no_ami, no_ht
     from hotline.logs import setup_logging
     from hotline.service import HotlineService, StartupError
 
-    setup_logging(config.log.level, config.log.format)
+    startup_log = _StartupLog(sys.stderr)
+    setup_logging(config.log.level, config.log.format, out=startup_log)
     import logging
     for note in config.notes:
         logging.getLogger("hotline.serve").warning(note)
@@ -72,7 +108,15 @@ def serve(config_path, agi_listen, http_listen, flows_dir, no_agi, no_ami, no_ht
     try:
         service.start()
     except StartupError as exc:
+        if config.log.level == "debug":
+            startup_log.release()
+        else:
+            startup_log.discard()
         _fail(str(exc), 1)
         return
+    except BaseException:
+        startup_log.release()
+        raise
+    startup_log.release()
     reactor.addSystemEventTrigger("before", "shutdown", service.stop)
     reactor.run()
