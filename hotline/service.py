@@ -51,6 +51,7 @@ class HotlineService:
         self.tracker: Any = None
         self.recorder: Any = None
         self.resyncs = 0
+        self._synced_protocol: Any = None   # the AMI connection the last resync ran on
         self.started_at: float | None = None   # reactor clock; what the tracker counts in
         self._tick: task.LoopingCall | None = None
         self._stopping: defer.Deferred | None = None
@@ -156,6 +157,7 @@ class HotlineService:
         channels = yield client.send_action("CoreShowChannels", {})
         queues = yield client.send_action("QueueStatus", {})
         events = resync(self.tracker, channels.items, queues.items)
+        self._synced_protocol = protocol
         first = self.resyncs == 0
         self.resyncs += 1
         left_open = 0
@@ -189,14 +191,21 @@ class HotlineService:
     def _health_checks(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"db": self.database.health_check}
         if self.config.ami.enabled:
-            checks["ami"] = lambda: {"ok": bool(self.ami and self.ami.logged_in),
-                                     "state": self.ami.state if self.ami else "off"}
+            checks["ami"] = self._ami_health
         if self.config.agi.enabled:
             checks["flows"] = lambda: {
                 "ok": bool(self.library and self.library.names()),
                 "loaded": sorted(self.library.names()) if self.library else [],
                 "refused": [str(p) for p in self.library.problems] if self.library else []}
         return checks
+
+    def _ami_health(self) -> dict[str, Any]:
+        """Healthy once logged in AND resynchronised on this connection: before that, the
+        live state may still hold calls that ended while we were away."""
+        logged_in = bool(self.ami and self.ami.logged_in)
+        synced = logged_in and self._synced_protocol is self.ami.protocol
+        return {"ok": synced, "state": self.ami.state if self.ami else "off",
+                "logged_in": logged_in, "resynced": synced}
 
     def _register_metrics(self) -> None:
         m = self.metrics
