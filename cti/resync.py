@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from cti.events import CallQueued, DomainEvent
-from cti.tracker import CallTracker
+from cti.tracker import CallTracker, _float, _int
 from cti.tracker_state import QueueCaller, clean_callerid, device_of_channel
 
 __all__ = ["resync", "parse_duration", "RESYNC_ACTIONS"]
@@ -48,15 +48,20 @@ def resync(tracker: CallTracker, channel_events: Iterable[Event],
     channels = {e["Uniqueid"]: e for e in channel_events
                 if e.get("Event") == "CoreShowChannel" and e.get("Uniqueid")}
     members, entries = _queue_lists(tracker, list(queue_status_events))
-    _close_vanished(tracker, channels, now, out)
-    _rebuild_members(tracker, members, now, out)      # agents first: answered calls need them
-    _add_unknown(tracker, channels, now, out)
-    _free_stale_agents(tracker, now, out)
-    _rebuild_entries(tracker, entries, now, out)
-    tracker.disconnected_at = None
-    tracker.shutdown_seen = False
-    if out:
-        tracker.bus.publish_all(out)
+    try:
+        _close_vanished(tracker, channels, now, out)
+        _rebuild_members(tracker, members, now, out)      # agents first: answered calls need them
+        _add_unknown(tracker, channels, now, out)
+        _free_stale_agents(tracker, now, out)
+        _rebuild_entries(tracker, entries, now, out)
+    finally:
+        # Whatever was repaired is already in the tracker: its events must go out even
+        # if a later item made a step fail (a closed call's CallEnded is its only record),
+        # and the link is up again either way, so the next outage starts from scratch.
+        tracker.disconnected_at = None
+        tracker.shutdown_seen = False
+        if out:
+            tracker.bus.publish_all(out)
     return out
 
 
@@ -164,14 +169,16 @@ def _rebuild_entries(tracker: CallTracker, entries: dict[str, dict[str, Event]],
         for uniqueid, event in listed.items():
             channel = tracker._channels.get(uniqueid)
             call = tracker._calls.get(channel.linkedid) if channel else None
-            position = int(event.get("Position") or 0) or len(queue.callers) + 1
+            position = _int(event.get("Position"))
+            if position < 1:
+                position = len(queue.callers) + 1
             if uniqueid in queue.callers:
                 queue.callers[uniqueid].position = position
                 continue
             if call is None or channel is None:
                 continue
             record = call.record
-            joined = now - float(event.get("Wait") or 0)
+            joined = now - max(0.0, _float(event.get("Wait")))
             record.queue = queue_name
             record.queue_entered_at = joined
             record.queue_left_at = None

@@ -44,6 +44,7 @@ Rules worth knowing (each checked against the real Asterisk 22 traces):
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping
@@ -74,15 +75,18 @@ _RECENTLY_ENDED_MAX = 10_000
 def _int(value: str | None, default: int = 0) -> int:
     try:
         return int(value) if value not in (None, "") else default
-    except ValueError:
+    except (TypeError, ValueError):
         return default
 
 
 def _float(value: str | None, default: float = 0.0) -> float:
+    """A number of seconds from an AMI field; unreadable or non-finite (``inf``,
+    ``1e999``, ``nan``) is unknown: a wrap-up time of infinity would never end."""
     try:
-        return float(value) if value not in (None, "") else default
-    except ValueError:
+        number = float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
         return default
+    return number if math.isfinite(number) else default
 
 
 class CallTracker:

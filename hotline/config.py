@@ -9,6 +9,7 @@ clear: ``Config.redacted()`` masks them, and the logging setup never sees them.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ class Setting:
     secret: bool = False
     choices: tuple = ()
     minimum: float | None = None
+    maximum: float | None = None
 
 
 SCHEMA: dict[str, dict[str, Setting]] = {
@@ -44,7 +46,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "ami": {
         "enabled": Setting(bool, True, "connect to the Asterisk Manager Interface"),
         "host": Setting(str, "127.0.0.1", "Asterisk host"),
-        "port": Setting(int, 5038, "AMI port", minimum=1),
+        "port": Setting(int, 5038, "AMI port", minimum=1, maximum=65535),
         "username": Setting(str, "hotline", "manager.conf user"),
         "secret": Setting(str, "", "manager.conf secret (set HOTLINE_AMI_SECRET)", secret=True),
         "auth": Setting(str, "md5", "login method", choices=("md5", "plain")),
@@ -181,6 +183,14 @@ def _did_you_mean(name: str, candidates) -> str:
 
 
 def _coerce(setting: Setting, value: Any, *, from_env: bool) -> Any:
+    """``value`` checked against ``setting``; a ValueError says what is wrong.
+
+    The message of a secret setting never contains its value (a numeric password
+    written without quotes must not end up in a log or a terminal scroll-back).
+    """
+    def shown(text: Any) -> str:
+        return "" if setting.secret else f", got {text!r}"
+
     if from_env and setting.type is not str:
         text = str(value).strip()
         if setting.type is bool:
@@ -188,21 +198,32 @@ def _coerce(setting: Setting, value: Any, *, from_env: bool) -> Any:
                 return True
             if text.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"expected true or false, got {text!r}")
+            raise ValueError(f"expected true or false{shown(text)}")
         try:
             value = setting.type(text)
         except ValueError:
-            raise ValueError(f"expected {setting.type.__name__}, got {text!r}") from None
+            raise ValueError(f"expected {setting.type.__name__}{shown(text)}") from None
     if setting.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, setting.type) or (setting.type is int and isinstance(value, bool)):
+        if setting.secret:
+            hint = " (put it in quotes)" if setting.type is str and isinstance(value, (int, float)) else ""
+            raise ValueError(f"expected {_TYPE_WORDS.get(setting.type, setting.type.__name__)}, "
+                             f"not {type(value).__name__}{hint}")
         raise ValueError(f"expected {setting.type.__name__}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     if setting.choices and value not in setting.choices:
-        raise ValueError(f"expected one of {', '.join(setting.choices)}, got {value!r}"
-                         + _did_you_mean(str(value), setting.choices))
+        raise ValueError(f"expected one of {', '.join(setting.choices)}{shown(value)}"
+                         + ("" if setting.secret else _did_you_mean(str(value), setting.choices)))
     if setting.minimum is not None and value < setting.minimum:
-        raise ValueError(f"must be at least {setting.minimum}, got {value!r}")
+        raise ValueError(f"must be at least {setting.minimum}{shown(value)}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ValueError(f"must be at most {setting.maximum}{shown(value)}")
     return value
+
+
+_TYPE_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None,

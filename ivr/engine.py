@@ -301,7 +301,8 @@ def key_of(result: Any) -> str | None:
     if not isinstance(result, AgiResult) or result.code != 200:
         return None
     text = result.result.strip()
-    if not text.isdigit() or len(text) > 3:
+    # str.isdigit() alone accepts '²' or '١', which int() refuses or reads: ASCII only.
+    if not (text.isascii() and text.isdigit()) or len(text) > 3:
         return None
     char = chr(int(text))
     return char if char in ALL_KEYS else None
@@ -694,7 +695,7 @@ class FlowSession:
             "authenticated": False,
         })
         for key, value in env.items():
-            if isinstance(key, str) and key.startswith("agi_arg_") and key[8:].isdigit():
+            if isinstance(key, str) and key.startswith("agi_arg_") and key[8:].isascii() and key[8:].isdigit():
                 variables[f"arg_{int(key[8:])}"] = str(value)[:_MAX_ARG_VALUE]
         query = env.get("hotline_args")
         if query is None:

@@ -31,11 +31,12 @@ from typing import Any, Callable, Mapping
 __all__ = [
     "ExprError", "ExprRuntimeError", "Expression", "compile_expr",
     "Template", "compile_template", "interpolate", "template_names",
-    "MAX_SOURCE_LENGTH", "MAX_DEPTH", "to_text",
+    "MAX_SOURCE_LENGTH", "MAX_DEPTH", "MAX_NUMBER", "to_text",
 ]
 
 MAX_SOURCE_LENGTH = 1000   # characters of one expression or template
 MAX_DEPTH = 40             # nesting of the syntax tree (parentheses, chained operators)
+MAX_NUMBER = 10 ** 100     # magnitude past which an arithmetic result is refused
 
 _KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false", "none"})
 _NAME_START = re.compile(r"[A-Za-z_]")
@@ -171,7 +172,13 @@ def to_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return ", ".join(to_text(v) for v in value)
-    return str(value)
+    try:
+        return str(value)
+    except ValueError as exc:   # an int of more than 4300 digits (sys.int_info limit)
+        raise ExprRuntimeError(f"{_type_name(value)} too large to write as text ({exc})") from None
+    except Exception as exc:    # an odd object from a service whose __str__ fails
+        raise ExprRuntimeError(f"{_type_name(value)} cannot be written as text "
+                               f"({type(exc).__name__})") from None
 
 
 # ---------------------------------------------------------------- AST
@@ -288,11 +295,30 @@ class _Binary(_Node):
         a = self.left.evaluate(env)
         b = self.right.evaluate(env)
         try:
-            return _BINARY[op](a, b)
+            result = _BINARY[op](a, b)
         except ExprRuntimeError:
             raise
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise ExprRuntimeError(f"'{op}' failed on {_type_name(a)} and {_type_name(b)}: {exc}") from None
+        if op in _ARITHMETIC:
+            _check_size(op, result)
+        return result
+
+
+_ARITHMETIC = frozenset("+-*/%")
+
+
+def _check_size(op: str, result: Any) -> None:
+    """Refuse a number past ``MAX_NUMBER``: chained ``set x = x * x`` steps would
+    otherwise grow it to millions of digits, seconds of CPU per step on the reactor."""
+    if not _is_number(result):
+        return
+    try:
+        too_large = abs(result) > MAX_NUMBER
+    except (ArithmeticError, TypeError, ValueError):
+        too_large = True
+    if too_large:
+        raise ExprRuntimeError(f"number too large: the result of '{op}' is beyond 10**100")
 
 
 def _both_numbers(op: str, a: Any, b: Any) -> None:
@@ -702,9 +728,13 @@ class Template:
                 out.append(text)
                 continue
             try:
-                out.append(to_text(variables[text]))
+                value = variables[text]
             except KeyError:
                 raise ExprRuntimeError(f"undefined variable '{text}' in text {self.source[:60]!r}") from None
+            try:
+                out.append(to_text(value))
+            except ExprRuntimeError as exc:
+                raise ExprRuntimeError(f"'{text}': {exc} in text {self.source[:60]!r}") from None
         return "".join(out)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ivr.flow import STEP_TYPES, Flow, FlowProblem, SourcePos, StepType
-from ivr.loader import check_flow_text
+from ivr.loader import check_flow_text, file_size_problem
 
 __all__ = ["FlowLibrary", "UnknownFlow"]
 
@@ -112,6 +112,11 @@ class FlowLibrary:
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == entry.stamp and not recheck:
             return []
+        too_large = file_size_problem(str(entry.path), st.st_size)
+        if too_large is not None:   # refused without reading it into memory
+            entry.stamp = stamp
+            entry.digest = ""
+            return self._refuse(name, entry, [too_large])
         try:
             data = entry.path.read_bytes()
         except OSError as exc:
@@ -122,8 +127,18 @@ class FlowLibrary:
         if digest == entry.digest and not recheck:
             return []
         entry.digest = digest
-        flow, problems = check_flow_text(data, str(entry.path), registry=self.registry,
-                                         flows_dir=self.flows_dir, known_flows=self._names)
+        try:
+            flow, problems = check_flow_text(data, str(entry.path), registry=self.registry,
+                                             flows_dir=self.flows_dir, known_flows=self._names)
+        except Exception as exc:
+            # Whatever goes wrong with one file (a loader or validator bug, a stack
+            # overflow on a pathological file) refuses that file only: the others load,
+            # and the last good version of this one keeps serving.
+            self.log.exception("flow_check_crashed name=%s file=%s error=%s", name, entry.path,
+                               type(exc).__name__)
+            problem = FlowProblem(SourcePos(str(entry.path), 1, 1),
+                                  f"file could not be checked ({type(exc).__name__}); it is refused")
+            return self._refuse(name, entry, [problem])
         errors = [p for p in problems if p.severity == "error"]
         if flow is None or errors:
             return self._refuse(name, entry, problems)

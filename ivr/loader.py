@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -26,7 +28,8 @@ from ivr.flow import STEP_TYPES, Flow, FlowError, FlowProblem, Key, SourcePos, S
 __all__ = [
     "LoadedFlow", "LoadedStep", "load_flow", "parse_flow_text", "check_flow_file",
     "check_flow_text", "FILE_KEYS", "COMMON_STEP_KEYS", "EXPRESSION_PATHS", "STEP_NAME",
-    "step_keys", "did_you_mean", "iter_path_values", "MAX_FILE_BYTES",
+    "step_keys", "did_you_mean", "iter_path_values", "MAX_FILE_BYTES", "file_size_problem",
+    "read_flow_unchecked",
 ]
 
 MAX_FILE_BYTES = 1_000_000     # a flow is a page of YAML; refuse anything absurd
@@ -215,6 +218,37 @@ def _twice(key: str, path: str, first: SourcePos) -> str:
     return f"key '{key}' appears twice in '{path}' (first at {where})"
 
 
+def file_size_problem(filename: str, size: int) -> FlowProblem | None:
+    """The problem of a flow file of ``size`` bytes, if it is too large to read at all."""
+    if size <= MAX_FILE_BYTES:
+        return None
+    return FlowProblem(SourcePos(filename, 1, 1), f"file is too large ({size} bytes, at most {MAX_FILE_BYTES})")
+
+
+def _too_deep_problem(filename: str, text: str) -> FlowProblem:
+    """Where a document too deeply nested for ruamel's (recursive) composer goes too deep.
+
+    The composer builds nodes recursively and runs out of Python stack past a few
+    hundred levels; the parser underneath is a state machine, so its events can be
+    counted at any depth to point at the first collection past ``_MAX_DEPTH``.
+    """
+    message = f"file is too complex (nested more than {_MAX_DEPTH} levels deep)"
+    depth = 0
+    try:
+        for event in YAML(typ="safe", pure=True).parse(text):
+            kind = type(event).__name__
+            if kind in ("MappingStartEvent", "SequenceStartEvent"):
+                depth += 1
+                if depth > _MAX_DEPTH and event.start_mark is not None:
+                    mark = event.start_mark
+                    return FlowProblem(SourcePos(filename, mark.line + 1, mark.column + 1), message)
+            elif kind in ("MappingEndEvent", "SequenceEndEvent"):
+                depth -= 1
+    except (YAMLError, RecursionError, ValueError):
+        pass
+    return FlowProblem(SourcePos(filename, 1, 1), message)
+
+
 def _yaml_problem(filename: str, exc: MarkedYAMLError) -> FlowProblem:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -266,9 +300,9 @@ class _FlowReader:
         return SourcePos(self.filename, line, col)
 
     def read(self) -> LoadedFlow | None:
-        if len(self.data) > MAX_FILE_BYTES:
-            self.problems.append(FlowProblem(self.at(), f"file is too large ({len(self.data)} bytes, "
-                                                         f"at most {MAX_FILE_BYTES})"))
+        too_large = file_size_problem(self.filename, len(self.data))
+        if too_large is not None:
+            self.problems.append(too_large)
             return None
         try:
             text = self.data.decode("utf-8-sig")
@@ -285,6 +319,10 @@ class _FlowReader:
             return None
         except YAMLError as exc:
             self.problems.append(FlowProblem(self.at(), f"YAML syntax error: {exc}"))
+            return None
+        except RecursionError:
+            # Hundreds of nested [ or { : refused like an alias bomb, never a traceback.
+            self.problems.append(_too_deep_problem(self.filename, text))
             return None
         if root is None:
             self.problems.append(FlowProblem(self.at(), "empty flow file: expected a mapping with 'steps:'"))
@@ -438,6 +476,22 @@ class _FlowReader:
                 container[item_key] = _as_text(value, path, positions)
 
 
+def read_flow_unchecked(path: str | Path, *, registry: Mapping[str, StepType] | None = None
+                        ) -> LoadedFlow | None:
+    """The flow in the file at ``path`` read but not validated; None if it cannot be read.
+
+    For checks that look across flows (a subflow calling back into its caller) without
+    validating every other file again; never raises.
+    """
+    registry = STEP_TYPES if registry is None else registry
+    try:
+        if file_size_problem(str(path), os.stat(path).st_size) is not None:
+            return None
+        return _FlowReader(str(path), Path(path).read_bytes(), registry).read()
+    except Exception:   # unreadable, or a file too odd to read: it has its own problems
+        return None
+
+
 def check_flow_text(text: str | bytes, filename: str, *,
                     registry: Mapping[str, StepType] | None = None,
                     flows_dir: str | Path | None = None,
@@ -474,6 +528,13 @@ def check_flow_file(path: str | Path, *, registry: Mapping[str, StepType] | None
     """``check_flow_text`` on a file; an unreadable file is one problem, not an exception."""
     filename = str(path)
     try:
+        # Look at the size first: a 2 GB file must not be read into memory to be refused.
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None, [FlowProblem(SourcePos(filename, 1, 1), "cannot read file: not a regular file")]
+        too_large = file_size_problem(filename, st.st_size)
+        if too_large is not None:
+            return None, [too_large]
         data = Path(path).read_bytes()
     except OSError as exc:
         return None, [FlowProblem(SourcePos(filename, 1, 1), f"cannot read file: {exc.strerror or exc}")]

@@ -8,6 +8,8 @@ never wait for the caller) without running anything.
 """
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections import deque
 from pathlib import Path
@@ -15,7 +17,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ivr.expr import ExprError, compile_expr, compile_template
 from ivr.flow import STEP_TYPES, Flow, FlowProblem, Key, SourcePos, Step, StepType
-from ivr.loader import EXPRESSION_PATHS, did_you_mean, iter_path_values, step_keys
+from ivr.loader import (
+    EXPRESSION_PATHS, did_you_mean, iter_path_values, read_flow_unchecked, step_keys,
+)
 
 __all__ = ["validate_flow", "ALWAYS_DEFINED", "PROMPT_EXTENSIONS", "find_prompt_file", "flow_edges"]
 
@@ -177,6 +181,7 @@ class _Validator:
         for step in self.flow.steps.values():
             self.check_step(step)
         self.check_graph()
+        self.check_subflow_loops()
         self.check_reads()
         return self.problems
 
@@ -269,6 +274,11 @@ class _Validator:
             if not ok(value):
                 bad(expected)
                 return
+        if kind == "float" and not _finite(value):
+            # YAML's .nan / .inf are floats, but no timer can wait for them.
+            self.error(where, f"{label}'{key}' must be a finite number (seconds), "
+                              f"not {_describe(value)[:60]}", step)
+            return
         if spec.choices and value not in spec.choices:
             choices = ", ".join(str(c) for c in spec.choices)
             self.error(where, f"{label}'{key}' must be one of {choices}, not {_describe(value)}"
@@ -485,6 +495,52 @@ class _Validator:
             self.error(self.flow.steps[first].pos,
                        f"infinite loop with no caller input: {' -> '.join(cycle)}")
 
+    def check_subflow_loops(self) -> None:
+        """A chain of subflow calls back to this flow with no caller input on the way.
+
+        A subflow call nests (the caller continues at ``next`` when the subflow ends),
+        so such a chain never ends: every call fails once the nesting limit is reached.
+        Only steps reached from each flow's start before any step that waits for the
+        caller count; a step after a subflow's return is not followed (no false alarm
+        when the subflow itself waits for the caller).
+        """
+        own = Path(self.flow.path).stem
+        reported: set[str] = set()
+        for step, name in _silent_subflow_calls(self.flow, self.registry):
+            if name in reported or not self.subflow_known(name):
+                continue
+            chain = self.chain_back(name, own)
+            if chain is None:
+                continue
+            reported.add(name)
+            self.error(self.value_at(step, "flow"),
+                       f"step '{step.name}': subflow loop with no caller input: "
+                       f"{' -> '.join([own, *chain])}; each call nests one level deeper until "
+                       f"the call fails: let the caller press a key (a menu...) before calling "
+                       f"back, or use 'goto' inside one flow", step)
+
+    def subflow_known(self, name: str) -> bool:
+        if not _FLOW_NAME.match(name):
+            return False
+        return self.known_flows is None or name in self.known_flows
+
+    def chain_back(self, first: str, own: str) -> list[str] | None:
+        """Flow names from ``first`` to ``own`` following silent subflow calls, or None."""
+        came_from: dict[str, str | None] = {first: None}
+        todo = deque([first])
+        while todo:
+            name = todo.popleft()
+            if name == own:
+                chain = [name]
+                while came_from[chain[-1]] is not None:
+                    chain.append(came_from[chain[-1]])   # type: ignore[arg-type]
+                return list(reversed(chain))
+            for nxt in _silent_calls_of_file(self.flows_dir / f"{name}.yaml", self.registry):
+                if nxt not in came_from and self.subflow_known(nxt):
+                    came_from[nxt] = name
+                    todo.append(nxt)
+        return None
+
     # ------------------------------------------------------------ variables
 
     def check_reads(self) -> None:
@@ -496,6 +552,59 @@ class _Validator:
             reported.add((label, name))
             self.error(pos, f"{label}variable '{name}' is never set: not built in, not in "
                             f"'variables:', and no step writes it{did_you_mean(name, candidates)}")
+
+
+def _finite(value: float) -> bool:
+    """A number a timer can use: not nan, not infinite, not an int past float range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _silent_subflow_calls(flow: Flow, registry: Mapping[str, StepType]) -> list[tuple[Step, str]]:
+    """(step, flow name) of each subflow call reached from the start before any input."""
+    steps = flow.steps
+    if flow.start not in steps:
+        return []
+    calls: list[tuple[Step, str]] = []
+    seen = {flow.start}
+    todo = deque([flow.start])
+    while todo:
+        step = steps[todo.popleft()]
+        step_type = registry.get(step.type)
+        if step_type is None or step_type.waits_for_input:
+            continue
+        called = [step.params.get(key) for key, spec in step_type.keys.items() if spec.kind == "flow"]
+        called = [name for name in called if isinstance(name, str)]
+        if called:
+            calls.extend((step, name) for name in called)
+            continue   # where a subflow returns to comes after the subflow: not followed
+        for _key, target in _step_edges(step, step_type, steps):
+            if target in steps and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return calls
+
+
+_SILENT_CALLS_CACHE: dict[tuple, tuple[str, ...]] = {}
+
+
+def _silent_calls_of_file(path: Path, registry: Mapping[str, StepType]) -> tuple[str, ...]:
+    """The flows the flow file at ``path`` calls before any input (cached per file version)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    key = (str(path), st.st_mtime_ns, st.st_size, id(registry))
+    cached = _SILENT_CALLS_CACHE.get(key)
+    if cached is None:
+        flow = read_flow_unchecked(path, registry=registry)
+        cached = tuple(name for _step, name in _silent_subflow_calls(flow, registry)) if flow else ()
+        if len(_SILENT_CALLS_CACHE) > 1024:
+            _SILENT_CALLS_CACHE.clear()
+        _SILENT_CALLS_CACHE[key] = cached
+    return cached
 
 
 def _display_path(path: Path) -> str:

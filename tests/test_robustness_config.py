@@ -84,8 +84,6 @@ def test_a_secret_next_to_a_bad_value_is_not_shown(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["[ami]\nsecret = 7710042\n", "[ami]\nsecret = ['hunter2-Secret-771']\n",
                                   "[db]\nurl = ['postgresql://u:hunter2-Secret-771@h/db']\n"])
-@pytest.mark.xfail(strict=True, reason="BUG: _coerce() puts the value's repr in the type error: "
-                                       "an unquoted numeric secret is printed in clear")
 def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path, text):
     """`secret = 7710042` (quotes forgotten, a common slip with numeric passwords) is refused
     without printing the value."""
@@ -96,23 +94,18 @@ def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path, text):
 
 @pytest.mark.parametrize("text", ["[agi]\ncommand_timeout = nan\n", "[service]\nshutdown_grace = inf\n",
                                   "[ami]\nping_interval = nan\n", "[agi]\nreload_interval = inf\n"])
-@pytest.mark.xfail(strict=True, reason="BUG: float settings accept nan/inf (nan < minimum is "
-                                       "False): shutdown_grace=inf never stops, ping nan breaks LoopingCall")
 def test_non_finite_numbers_are_refused_in_the_file(tmp_path, text):
     """TOML's nan and inf are not durations."""
     with pytest.raises(ConfigError):
         _load(tmp_path, text)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HOTLINE_AGI_COMMAND_TIMEOUT=nan is accepted (float('nan'))")
 def test_non_finite_numbers_are_refused_from_the_environment():
     """`nan` from the environment is refused like any other bad number."""
     with pytest.raises(ConfigError):
         load_config(None, environ={"HOTLINE_AGI_COMMAND_TIMEOUT": "nan"})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ami.port has a minimum but no maximum: 99999 accepted, "
-                                       "fails later at connect time with an obscure error")
 def test_an_ami_port_above_65535_is_refused(tmp_path):
     """A TCP port is at most 65535."""
     with pytest.raises(ConfigError):

@@ -43,17 +43,43 @@ def _flow_path(flow: str) -> Path:
 def _services(customers_file: Path | None, db_url: str | None) -> Any:
     if db_url:
         try:
-            from db.database import Database
+            from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+            from db.database import Database, DatabaseUnavailable
             from db.ivr_services import DatabaseServices
         except ImportError as exc:  # pragma: no cover - db is part of the tree
             raise click.UsageError(f"--db needs the database layer: {exc}") from None
-        return DatabaseServices(Database(db_url))
+        try:
+            return DatabaseServices(Database(db_url))
+        except NoSuchModuleError:
+            scheme = db_url.partition(":")[0]
+            raise click.BadParameter(f"unknown database type {scheme[:40]!r} (use e.g. "
+                                     f"sqlite:///hotline.db or postgresql://user@host/db)",
+                                     param_hint="--db") from None
+        except (ArgumentError, DatabaseUnavailable, ValueError, ImportError) as exc:
+            # DatabaseUnavailable masks the password; the others never quote the URL.
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise click.BadParameter(f"cannot use this database URL: {reason}", param_hint="--db") from None
     if customers_file is not None:
+        from ruamel.yaml.error import YAMLError
         try:
             return demo_services(load_customers(customers_file))
         except (OSError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--customers") from None
+        except YAMLError as exc:
+            raise click.BadParameter(f"{customers_file}: not valid YAML: {_yaml_reason(exc)}",
+                                     param_hint="--customers") from None
+        except RecursionError:
+            raise click.BadParameter(f"{customers_file}: nested too deeply to read",
+                                     param_hint="--customers") from None
     return demo_services()
+
+
+def _yaml_reason(exc: Exception) -> str:
+    """One line out of a ruamel error: the problem and where (ruamel's own text spans lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
 def _masked_names(sim: SimulatedCall, flows: Any) -> set[str]:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Mapping
 
 from ivr.engine import StepContext
 from ivr.flow import FlowProblem, Key, Step, StepRun, StepType, register_step_type
-from ivr.steps._common import problem, read_digits
+from ivr.steps._common import MAX_TRIES, check_count, problem, read_digits
 from ivr.steps.input import DEFAULT_INVALID_PROMPT
 
 __all__ = ["Authenticate", "Lookup", "Branch", "SetVars", "TIERS", "LOOKUP_BY"]
@@ -49,13 +49,12 @@ class Authenticate(StepType):
         pin_max = params.get("pin_max_digits")
         if isinstance(pin_max, int) and not PIN_MIN_DIGITS <= pin_max <= 16:
             found.append(problem(step, "pin_max_digits", "'pin_max_digits' must be from 4 to 16"))
-        if isinstance(params.get("max_attempts"), int) and params["max_attempts"] < 1:
-            found.append(problem(step, "max_attempts", "'max_attempts' must be at least 1"))
+        found.extend(check_count(step, "max_attempts"))
         return found
 
     def run(self, step: Step, ctx: StepContext) -> StepRun:
         params = step.params
-        attempts = max(1, int(params.get("max_attempts", 3)))
+        attempts = min(MAX_TRIES, max(1, int(params.get("max_attempts", 3))))
         low, high = int(params.get("account_min_digits", 4)), int(params.get("account_max_digits", 16))
         pin_max = int(params.get("pin_max_digits", 8))
         ctx.variables["authenticated"] = False

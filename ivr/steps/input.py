@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 from ivr.commands import AgiResult, GetData, WaitForDigit
 from ivr.engine import ALL_KEYS, StepContext, key_of
 from ivr.flow import FlowProblem, Key, Step, StepRun, StepType, register_step_type
-from ivr.steps._common import DTMF, LANGUAGE_CODE, Tries, luhn_ok, problem, read_digits, timeout_ms
+from ivr.steps._common import (
+    DTMF, LANGUAGE_CODE, Tries, check_count, luhn_ok, pattern_problem, problem, read_digits, timeout_ms,
+)
 
 __all__ = ["Menu", "Collect", "Language", "DEFAULT_INVALID_PROMPT"]
 
@@ -53,8 +55,7 @@ class Menu(StepType):
     def check(self, step: Step) -> list[FlowProblem]:
         found: list[FlowProblem] = []
         params = step.params
-        if isinstance(params.get("retries"), int) and params["retries"] < 1:
-            found.append(problem(step, "retries", "'retries' must be at least 1"))
+        found.extend(check_count(step, "retries"))
         if isinstance(params.get("timeout"), (int, float)) and params["timeout"] <= 0:
             found.append(problem(step, "timeout", "'timeout' must be more than 0 seconds"))
         if isinstance(params.get("choices"), dict) and not params["choices"]:
@@ -108,10 +109,9 @@ def _check_direct_dial(step: Step, dial: dict) -> list[FlowProblem]:
     if unknown:
         found.append(problem(step, "direct_dial", f"unknown key(s) in 'direct_dial': {', '.join(sorted(unknown))} "
                                                  f"(use pattern, max_digits, context)"))
-    try:
-        re.compile(str(dial.get("pattern", "")))
-    except re.error as exc:
-        found.append(problem(step, "direct_dial", f"'direct_dial.pattern' is not a regular expression: {exc}"))
+    why = pattern_problem(str(dial.get("pattern", "")))
+    if why is not None:
+        found.append(problem(step, "direct_dial", f"'direct_dial.pattern' {why}"))
     if not dial.get("pattern"):
         found.append(problem(step, "direct_dial", "'direct_dial' needs a 'pattern'"))
     max_digits = dial.get("max_digits", 4)
@@ -129,7 +129,7 @@ def _direct_dial(ctx: StepContext, step: Step, dial: dict, first: str, wait_ms: 
     if max_digits > 1:
         result = yield GetData("", wait_ms, max_digits - 1)
         rest = result.result if isinstance(result, AgiResult) else ""
-        number += "".join(ch for ch in rest if ch.isdigit())
+        number += "".join(ch for ch in rest if ch in "0123456789")[:max_digits - 1]
     try:
         matched = re.fullmatch(str(dial["pattern"]), number) is not None
     except re.error:
@@ -176,14 +176,12 @@ class Collect(StepType):
                 found.append(problem(step, "max_digits", "'max_digits' must be from 1 to 64"))
             if low > high:
                 found.append(problem(step, "min_digits", "min_digits is above max_digits"))
-        if isinstance(step.params.get("retries"), int) and step.params["retries"] < 1:
-            found.append(problem(step, "retries", "'retries' must be at least 1"))
+        found.extend(check_count(step, "retries"))
         pattern = step.params.get("pattern")
         if isinstance(pattern, str):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                found.append(problem(step, "pattern", f"'pattern' is not a regular expression: {exc}"))
+            why = pattern_problem(pattern)
+            if why is not None:
+                found.append(problem(step, "pattern", f"'pattern' {why}"))
         return found
 
     def run(self, step: Step, ctx: StepContext) -> StepRun:

@@ -40,7 +40,7 @@ def parse_date_epoch(text: str) -> int | None:
     text = text.strip()
     if not text or text.lower() == "none":
         return None
-    if text.lstrip("-").isdigit():
+    if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
         return int(text)
     try:
         day = date.fromisoformat(text)

@@ -249,7 +249,8 @@ class Callback(StepType):
                 return params["on_decline"]
             ctx.fail("callback not confirmed")
         raw = ctx.interpolate(params.get("number", "${caller_id}")).strip()
-        number = ("+" if raw.startswith("+") else "") + "".join(ch for ch in raw if ch.isdigit())
+        # CALLERID(num) is caller-controlled: keep ASCII 0-9 only (str.isdigit() takes '١', '²').
+        number = ("+" if raw.startswith("+") else "") + "".join(ch for ch in raw if ch in "0123456789")
         if len(number.lstrip("+")) < 3 or len(number) > 32:
             ctx.fail("no number to call back (caller id withheld?)")
         queue = params.get("queue") or ctx.operator_queue
