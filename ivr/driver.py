@@ -273,6 +273,13 @@ class CallDriver:
         if self.phase == "finished":
             return None
         self.pending = None
+        routed = getattr(self.session, "routed", None)
+        if routed is not None:
+            # The caller is already in Asterisk's hands (waiting in a queue, being
+            # dialled): closing our socket does not end that, so the record says so.
+            detail = f"{routed.detail}; interrupted: {reason}" if routed.detail else f"interrupted: {reason}"
+            return self._finish(Exit(Outcome(routed.kind, step=routed.step, target=routed.target,
+                                             detail=detail)))
         step = getattr(self.session, "current_step", None)
         return self._finish(Exit(Outcome("error", step=step, detail=f"interrupted: {reason}")))
 

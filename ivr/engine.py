@@ -371,6 +371,12 @@ class FlowSession:
     def current_step(self) -> str | None:
         return self._step.name if self._step else None
 
+    @property
+    def routed(self) -> Outcome | None:
+        """Where the caller was handed on (queued to X, transferring...), while that
+        hand-off runs: what an interrupted session should be recorded as."""
+        return self._routed
+
     def public_variables(self) -> dict[str, Any]:
         """The variables with every masked one shown as ``••••`` (for display and records)."""
         return {k: (MASK if k in self._masked else v) for k, v in self.variables.items()}

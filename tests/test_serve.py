@@ -297,7 +297,8 @@ def refuses_connections(port: int) -> bool:
 
 def test_sigterm_with_a_call_outliving_the_grace_still_exits_and_stores_it(
         site: Site, serve: Callable[..., ServeProcess]) -> None:
-    """A caller still in Queue() when the grace runs out: the socket is closed, the session stored, exit 0."""
+    """A caller still in Queue() when the grace runs out: the socket is closed, the session
+    stored as queued (Asterisk still holds the caller in the queue), exit 0."""
     site.write_config(service={"shutdown_grace": 1.0}, db={"auto_migrate": True})
     proc = serve(site, ["--config", "hotline.toml"])
     proc.wait_healthy(need=("db", "flows"))
@@ -318,7 +319,8 @@ def test_sigterm_with_a_call_outliving_the_grace_still_exits_and_stores_it(
     assert proc.wait(5) == 0
     rows = site.ivr_sessions(catcher.session_id)
     assert len(rows) == 1 and rows[0]["ended_at"] is not None
-    assert (rows[0]["outcome"], rows[0]["outcome_step"]) == ("error", "to_support")
+    assert (rows[0]["outcome"], rows[0]["outcome_step"], rows[0]["outcome_target"]) == \
+        ("queued", "to_support", "support")
     assert "shutdown" in rows[0]["outcome_detail"]
 
 
