@@ -16,15 +16,13 @@ from sqlalchemy.orm import Session
 from db import repository as repo
 from db.database import Database
 from db.models import Customer, Ticket
+from ivr.services import (
+    LOOKUP_BY, LOOKUP_FIELDS, TICKET_FIELDS,
+    check_lookup_request,
+)
 
 __all__ = ["DatabaseServices", "LOOKUP_FIELDS", "LOOKUP_BY"]
 
-LOOKUP_BY = ("account", "phone", "customer_id")
-CUSTOMER_FIELDS = ("customer_id", "account", "name", "phone", "tier", "language",
-                   "balance_cents", "currency", "last_payment_cents", "last_payment_at")
-# ticket_*: the customer's newest open ticket, else their newest ticket, else None.
-TICKET_FIELDS = ("ticket_reference", "ticket_status", "ticket_kind", "open_tickets")
-LOOKUP_FIELDS = CUSTOMER_FIELDS + TICKET_FIELDS
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,12 +72,7 @@ class DatabaseServices:
         return self.database.run_sync(work)
 
     def lookup(self, by: str, value: str, fields: list[str]) -> dict[str, Any] | None:
-        if by not in LOOKUP_BY:
-            raise ValueError(f"cannot look customers up by {by!r}; use one of: {', '.join(LOOKUP_BY)}")
-        unknown = [f for f in fields if f not in LOOKUP_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown lookup field(s) {', '.join(map(repr, unknown))}; "
-                             f"valid fields: {', '.join(LOOKUP_FIELDS)}")
+        check_lookup_request(by, fields)
 
         def work(session: Session) -> dict[str, Any] | None:
             customer = self._find_customer(session, by, value)

@@ -12,16 +12,14 @@ import threading
 from typing import Any, Iterable, Mapping
 
 from ivr import pins
+from ivr.services import (
+    CUSTOMER_FIELDS, LOOKUP_BY, LOOKUP_FIELDS, OPEN_TICKET_STATUSES, TICKET_FIELDS,
+    check_lookup_request,
+)
 
 __all__ = ["InMemoryServices", "DEMO_CUSTOMERS", "CUSTOMER_FIELDS", "TICKET_FIELDS", "LOOKUP_FIELDS",
            "LOOKUP_BY", "OPEN_TICKET_STATUSES"]
 
-LOOKUP_BY = ("account", "phone", "customer_id")
-CUSTOMER_FIELDS = ("customer_id", "account", "name", "phone", "tier", "language",
-                   "balance_cents", "currency", "last_payment_cents", "last_payment_at")
-TICKET_FIELDS = ("ticket_reference", "ticket_status", "ticket_kind", "open_tickets")
-LOOKUP_FIELDS = CUSTOMER_FIELDS + TICKET_FIELDS
-OPEN_TICKET_STATUSES = ("open", "in_progress")
 
 # The demo customers of docs/flows.md (`hotline simulate`), PINs in clear only here.
 DEMO_CUSTOMERS: tuple[Mapping[str, Any], ...] = (
@@ -126,12 +124,7 @@ class InMemoryServices:
         return self._public(customer)
 
     def lookup(self, by: str, value: str, fields: list[str]) -> dict[str, Any] | None:
-        if by not in LOOKUP_BY:
-            raise ValueError(f"cannot look customers up by {by!r}; use one of: {', '.join(LOOKUP_BY)}")
-        unknown = [f for f in fields if f not in LOOKUP_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown lookup field(s) {', '.join(map(repr, unknown))}; "
-                             f"valid fields: {', '.join(LOOKUP_FIELDS)}")
+        check_lookup_request(by, fields)
         customer = self._by(by, value)
         if customer is None:
             return None

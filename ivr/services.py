@@ -7,7 +7,26 @@ simulator, flow tests and the demo without a database.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
+
+#: What ``lookup`` can search by, and the fields it can return (both implementations).
+LOOKUP_BY = ("account", "phone", "customer_id")
+CUSTOMER_FIELDS = ("customer_id", "account", "name", "phone", "tier", "language",
+                   "balance_cents", "currency", "last_payment_cents", "last_payment_at")
+#: ticket_*: the customer's newest open ticket, else their newest ticket, else None.
+TICKET_FIELDS = ("ticket_reference", "ticket_status", "ticket_kind", "open_tickets")
+LOOKUP_FIELDS = CUSTOMER_FIELDS + TICKET_FIELDS
+OPEN_TICKET_STATUSES = ("open", "in_progress")
+
+
+def check_lookup_request(by: str, fields: Sequence[str]) -> None:
+    """Refuse a lookup the flow got wrong, naming what would be right (a flow error)."""
+    if by not in LOOKUP_BY:
+        raise ValueError(f"cannot look customers up by {by!r}; use one of: {', '.join(LOOKUP_BY)}")
+    unknown = [f for f in fields if f not in LOOKUP_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown lookup field(s) {', '.join(map(repr, unknown))}; "
+                         f"valid fields: {', '.join(LOOKUP_FIELDS)}")
 
 
 class Services(Protocol):

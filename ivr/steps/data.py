@@ -7,13 +7,13 @@ from typing import Any, ClassVar, Mapping
 
 from ivr.engine import StepContext
 from ivr.flow import FlowProblem, Key, Step, StepRun, StepType, register_step_type
+from ivr.services import LOOKUP_BY
 from ivr.steps._common import MAX_TRIES, check_count, problem, read_digits
 from ivr.steps.input import DEFAULT_INVALID_PROMPT
 
 __all__ = ["Authenticate", "Lookup", "Branch", "SetVars", "TIERS", "LOOKUP_BY"]
 
 TIERS = ("vip", "key", "regular")
-LOOKUP_BY = ("account", "phone", "customer_id")
 PIN_MIN_DIGITS = 4
 ENTRY_TIMEOUT = 8          # seconds between keys while typing an account or a PIN
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
