@@ -14,7 +14,10 @@ event. Contenders:
   floor            socket.recv + bytes.split(b"\\r\\n\\r\\n"): the cost of just reading
 
 Figures only; nothing here is asserted in tests. Usage:
-  .venv/bin/python bench/ami_ingest.py [--events 200000] [--only a,b]
+  .venv/bin/python bench/ami_ingest.py [--events 200000] [--only a,b] [--repeat 3]
+
+``--repeat N`` runs each contender N times and keeps its fastest run: on a shared machine
+a single sub-second run mostly measures the neighbours.
 """
 from __future__ import annotations
 
@@ -275,6 +278,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--only", default=",".join(CONTENDERS))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per contender; the fastest is reported")
     parser.add_argument("--contender")
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
@@ -292,11 +297,13 @@ def main() -> None:
     for name in args.only.split(","):
         if name == "pyst2":
             n = min(args.events, PYST2_EVENTS)
-            row = run_contender(name, n, payload[:_offset_of_event(payload, n)])
+            n_payload = (n, payload[:_offset_of_event(payload, n)])
         elif name == "pyst2-chanvariable":
-            row = run_contender(name, CHANVAR_EVENTS, load_events(CHANVAR_EVENTS, chanvariable=True))
+            n_payload = (CHANVAR_EVENTS, load_events(CHANVAR_EVENTS, chanvariable=True))
         else:
-            row = run_contender(name, args.events, payload)
+            n_payload = (args.events, payload)
+        runs = [run_contender(name, *n_payload) for _ in range(max(1, args.repeat))]
+        row = max(runs, key=lambda r: r.get("rate", -1.0))   # the fastest, else an error
         rows.append(row)
         if "error" in row:
             print(f"  {name:<16} FAILED: {row['error']}", flush=True)

@@ -143,24 +143,29 @@ class AmiProtocol(Protocol):
         self.connected_ = True
 
     def dataReceived(self, data: bytes) -> None:
+        # The hot path: one pass per read over what the parser completed, with locals
+        # instead of attribute lookups per event. An event's ``action_id`` (a search of
+        # its text) is only read while an action is pending, the only time it can route
+        # the event to one.
         pending = self._pending
+        on_event = self.on_event
         for item in self.parser.feed(data):
-            if type(item) is AmiMessage:
-                kind = item.kind
-                if kind == "event":
-                    if item.action_id is not None and item.action_id in pending:
-                        if self._event_for_action(item, pending[item.action_id]):
-                            continue
-                    self.events_received += 1
-                    if item.name == "Shutdown":
-                        self._on_shutdown(item)
-                    self.on_event(item)
-                elif kind == "response":
-                    self._on_response(item)
-                else:
-                    log.warning("ami.unexpected_message kind=%s name=%r", kind, item.name)
-            else:
+            if type(item) is not AmiMessage:
                 self._on_protocol_error(item)
+            elif item.kind == "event":
+                if pending:
+                    action_id = item.action_id
+                    if (action_id is not None and action_id in pending
+                            and self._event_for_action(item, pending[action_id])):
+                        continue
+                self.events_received += 1
+                if item.name == "Shutdown":
+                    self._on_shutdown(item)
+                on_event(item)
+            elif item.kind == "response":
+                self._on_response(item)
+            else:
+                log.warning("ami.unexpected_message kind=%s name=%r", item.kind, item.name)
             if not self.connected_:   # an event handler dropped the connection
                 return
 
@@ -304,10 +309,11 @@ class AmiProtocol(Protocol):
         return True
 
     def _on_response(self, response: AmiMessage) -> None:
-        action = self._pending.get(response.action_id) if response.action_id else None
+        action_id = response.action_id   # a search of the text: read it once
+        action = self._pending.get(action_id) if action_id else None
         if action is None:
             log.warning("ami.unmatched_response status=%s action_id=%r message=%r",
-                        response.name, response.action_id, response.get("Message"))
+                        response.name, action_id, response.get("Message"))
             return
         action.response = response
         if response.name == "Error":
