@@ -109,8 +109,6 @@ class HotlineService:
             raise StartupError(f"flows directory {flows_dir} does not exist "
                                f"(set [agi] flows_dir or HOTLINE_AGI_FLOWS_DIR)")
         self.library = FlowLibrary(flows_dir)
-        for problem in self.library.problems:
-            log.warning(str(problem), extra={"fields": {"event": "flow_refused"}})
         services = DatabaseServices(self.database)
         self.agi_factory = FastAGIFactory(
             FlowLibrarySessionFactory(self.library, services),
@@ -122,6 +120,7 @@ class HotlineService:
                                      lambda: self.agi_factory.listen(host, port))
         self.watcher = FlowWatcher(self.library, interval=self.config.agi.reload_interval,
                                    clock=self.reactor)
+        self.watcher.check()   # logs the files refused at start, once (then only changes)
         self.watcher.start()
 
     def _start_ami(self) -> None:

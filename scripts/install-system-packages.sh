@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian/Ubuntu packages Hotline needs: espeak-ng (prompt text-to-speech).
+# Installs the Debian/Ubuntu packages Hotline needs: espeak-ng (prompt text-to-speech)
+# and python3-venv where the system Python cannot make a virtualenv by itself.
 # Skips quietly when they are already there; says what to do when it cannot install them.
 set -euo pipefail
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 [ -e /usr/lib/x86_64-linux-gnu/libespeak-ng.so.1 ] || ls /usr/lib/*/libespeak-ng.so.1 >/dev/null 2>&1 || need+=(libespeak-ng1)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
