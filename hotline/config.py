@@ -41,6 +41,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "listen": Setting(str, "127.0.0.1:4573", "FastAGI listen address host:port"),
         "flows_dir": Setting(str, "flows", "directory of flow YAML files"),
         "command_timeout": Setting(float, 30.0, "seconds to wait for Asterisk's reply to a quick AGI command", minimum=0.1),
+        "playback_timeout": Setting(float, 300.0, "seconds a prompt (STREAM FILE, SAY *) may play before Asterisk counts as gone", minimum=1),
+        "exec_timeout": Setting(float, 0.0, "seconds an EXEC (Queue, Dial, VoiceMail) may run; 0 = no limit", minimum=0),
         "reload_interval": Setting(float, 2.0, "seconds between checks for edited flow files (0 = off)", minimum=0),
     },
     "ami": {

@@ -99,7 +99,7 @@ class HotlineService:
         from pathlib import Path
 
         from db.ivr_services import DatabaseServices
-        from ivr.driver import DatabaseSink, FlowLibrarySessionFactory, FlowWatcher
+        from ivr.driver import CommandTimeouts, DatabaseSink, FlowLibrarySessionFactory, FlowWatcher
         from ivr.fastagi import FastAGIFactory
         from ivr.library import FlowLibrary
         import ivr.steps  # noqa: F401  (registers every step type)
@@ -113,7 +113,10 @@ class HotlineService:
         self.agi_factory = FastAGIFactory(
             FlowLibrarySessionFactory(self.library, services),
             DatabaseSink(self.writer), services=services,
-            command_timeout=self.config.agi.command_timeout, reactor=self.reactor,
+            timeouts=CommandTimeouts(quick=self.config.agi.command_timeout,
+                                     playback=self.config.agi.playback_timeout,
+                                     exec=self.config.agi.exec_timeout or None),
+            reactor=self.reactor,
             threadpool=self.database.threadpool)
         host, port = parse_listen(self.config.agi.listen)
         self.agi_port = self._listen("FastAGI", self.config.agi.listen,

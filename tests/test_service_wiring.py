@@ -1,0 +1,44 @@
+"""How ``hotline serve`` hands its configuration to the parts it wires (no sockets)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from twisted.internet.testing import MemoryReactorClock
+
+from hotline.config import load_config
+from hotline.service import HotlineService
+
+FLOWS = Path(__file__).resolve().parents[1] / "flows"
+
+
+def make_service(tmp_path, **agi):
+    shutil.copytree(FLOWS, tmp_path / "flows")
+    overrides = {"ami.enabled": False, "http.enabled": False, "db.auto_migrate": True,
+                 "agi.flows_dir": str(tmp_path / "flows"), "agi.listen": "127.0.0.1:0",
+                 "service.data_dir": str(tmp_path / "var")}
+    overrides.update({f"agi.{k}": v for k, v in agi.items()})
+    service = HotlineService(load_config(None, environ={}, overrides=overrides),
+                             reactor=MemoryReactorClock())
+    service.start()
+    return service
+
+
+def test_agi_timeouts_come_from_the_config(tmp_path):
+    """[agi] command/playback/exec timeouts reach the FastAGI server; exec 0 means no limit."""
+    service = make_service(tmp_path, command_timeout=5.0, playback_timeout=90.0, exec_timeout=0.0)
+    try:
+        timeouts = service.agi_factory.timeouts
+        assert (timeouts.quick, timeouts.playback, timeouts.exec) == (5.0, 90.0, None)
+    finally:
+        service.database.stop()
+
+
+def test_a_limited_exec_timeout_is_passed_on(tmp_path):
+    """A non-zero exec_timeout bounds EXEC (Queue, Dial) replies."""
+    service = make_service(tmp_path, exec_timeout=3600.0)
+    try:
+        assert service.agi_factory.timeouts.exec == 3600.0
+        assert service.library.names() == ["main", "main_zh", "office_hours", "selfservice", "survey"]
+    finally:
+        service.database.stop()
