@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/fastagi.py
 	$(BIN)/python bench/ami_ingest.py
+	$(BIN)/python bench/tracker.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
