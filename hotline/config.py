@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ConfigError", "Config", "SCHEMA", "load_config", "parse_listen", "SECRET_KEYS"]
+__all__ = ["ConfigError", "Config", "SCHEMA", "load_config", "parse_listen", "parse_voices", "SECRET_KEYS"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "auto_migrate": Setting(bool, False, "run pending migrations at start instead of refusing"),
         "pool_threads": Setting(int, 4, "threads for database work off the reactor", minimum=1),
     },
+    "prompts": {
+        "voices": Setting(str, "en=gmw/en-us,zh=sit/cmn",
+                          "espeak-ng voice per language, LANG=VOICE[,LANG=VOICE]; names the prompt files"),
+        "sounds_prefix": Setting(str, "hotline", "prompt names as Asterisk sees them (<astdatadir>/sounds/<prefix>)"),
+        "sounds_dir": Setting(str, "var/sounds", "where `hotline prompts build` writes prompt files"),
+    },
     "http": {
         "enabled": Setting(bool, True, "serve /metrics and /healthz"),
         "listen": Setting(str, "127.0.0.1:8080", "HTTP listen address host:port"),
@@ -91,6 +97,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not m or not (0 <= int(m.group("port")) <= 65535):
         raise ValueError(f"expected host:port such as 127.0.0.1:4573, got {value!r}")
     return m.group("host").strip("[]"), int(m.group("port"))
+
+
+def parse_voices(text: str) -> dict[str, str]:
+    """``"en=gmw/en-us,zh=sit/cmn"`` -> ``{"en": "gmw/en-us", "zh": "sit/cmn"}``."""
+    voices: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        language, sep, voice = item.partition("=")
+        if not sep or not language.strip() or not voice.strip():
+            raise ValueError(f"expected LANG=VOICE items such as en=gmw/en-us, got {item!r}")
+        voices[language.strip()] = voice.strip()
+    if not voices:
+        raise ValueError("needs at least one LANG=VOICE item")
+    return voices
 
 
 @dataclass
@@ -307,6 +326,10 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
             parse_listen(values[section][key])
         except ValueError as exc:
             problems.append(f"{origins.get(f'{section}.{key}', 'default')}: '{section}.{key}' {exc}")
+    try:
+        parse_voices(values["prompts"]["voices"])
+    except ValueError as exc:
+        problems.append(f"{origins.get('prompts.voices', 'default')}: 'prompts.voices' {exc}")
     if values["ami"]["reconnect_max"] < values["ami"]["reconnect_initial"]:
         problems.append("'ami.reconnect_max' must not be smaller than 'ami.reconnect_initial'")
     notes: list[str] = []

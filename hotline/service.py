@@ -17,7 +17,7 @@ from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, error as twisted_error, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
-from hotline.config import Config, parse_listen
+from hotline.config import Config, parse_listen, parse_voices
 from hotline.http import make_site
 from hotline.metrics import HotlineMetrics
 
@@ -111,7 +111,9 @@ class HotlineService:
         self.library = FlowLibrary(flows_dir)
         services = DatabaseServices(self.database)
         self.agi_factory = FastAGIFactory(
-            FlowLibrarySessionFactory(self.library, services),
+            FlowLibrarySessionFactory(self.library, services,
+                                      voices=parse_voices(self.config.prompts.voices),
+                                      sounds_prefix=self.config.prompts.sounds_prefix),
             DatabaseSink(self.writer), services=services,
             timeouts=CommandTimeouts(quick=self.config.agi.command_timeout,
                                      playback=self.config.agi.playback_timeout,

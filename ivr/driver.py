@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Union
 
 from ivr.agi import AgiEnvironment
 from ivr.commands import (
@@ -506,14 +506,19 @@ class FlowLibrarySessionFactory:
     never changes a call already in progress.
     """
 
-    def __init__(self, library: Any, services: Any):
+    def __init__(self, library: Any, services: Any, *, voices: Mapping[str, str] | None = None,
+                 sounds_prefix: str = "hotline"):
         self.library = library
         self.services = services
+        # The same voices and prefix `hotline prompts build` used: they name the files.
+        self.voices = dict(voices) if voices is not None else None
+        self.sounds_prefix = sounds_prefix
 
     def __call__(self, env: AgiEnvironment) -> SessionLike:
         flow = self.library.get(env.flow)     # raises ivr.library.UnknownFlow
         from ivr.engine import FlowSession   # imported late: the driver must not need the engine
-        return FlowSession(flow, env, self.services, flows=self.library)
+        return FlowSession(flow, env, self.services, flows=self.library, voices=self.voices,
+                           sounds_prefix=self.sounds_prefix)
 
 
 class DatabaseSink:

@@ -132,3 +132,16 @@ def test_example_config_documents_every_key_and_loads():
             assert f"{key} = " in text, f"{section}.{key} missing from the example"
     config = load_config(str(path), environ=ENV)
     assert config.agi.listen == "127.0.0.1:4573"
+
+
+def test_default_prompt_voices_are_the_ones_prompts_are_built_with():
+    """[prompts] voices defaults to the builder's voices: serve and prompts build name the same files."""
+    from hotline.config import parse_voices
+    from ivr.prompts import DEFAULT_VOICES
+    assert parse_voices(load_config(None, environ=ENV).prompts.voices) == dict(DEFAULT_VOICES)
+
+
+def test_bad_voice_list_is_refused_with_its_origin():
+    """A malformed voices value names where it came from and the expected shape."""
+    with pytest.raises(ConfigError, match="env HOTLINE_PROMPTS_VOICES: 'prompts.voices' expected LANG=VOICE"):
+        load_config(None, environ={**ENV, "HOTLINE_PROMPTS_VOICES": "en"})

@@ -42,3 +42,15 @@ def test_a_limited_exec_timeout_is_passed_on(tmp_path):
         assert service.library.names() == ["main", "main_zh", "office_hours", "selfservice", "survey"]
     finally:
         service.database.stop()
+
+
+def test_prompt_voices_and_prefix_reach_every_call(tmp_path):
+    """[prompts] voices and sounds_prefix are what the engine names prompt files with."""
+    from ivr.agi import AgiEnvironment  # noqa: F401  (the factory takes the parsed env)
+    service = make_service(tmp_path)
+    try:
+        factory = service.agi_factory.session_factory
+        assert factory.voices == {"en": "gmw/en-us", "zh": "sit/cmn"}
+        assert factory.sounds_prefix == "hotline"
+    finally:
+        service.database.stop()

@@ -16,10 +16,28 @@ EXIT_FAILED = 1     # some prompts failed, or no speech engine
 EXIT_USAGE = 2
 
 
-def _voices(options: tuple[str, ...]) -> dict[str, str]:
+def _prompt_settings(config_path: str | None) -> dict:
+    """The [prompts] section of hotline.toml (+ HOTLINE_PROMPTS_* from the environment)."""
+    import os
+
+    from hotline.config import ConfigError, load_config, parse_voices
+    if config_path is None and os.path.exists("hotline.toml"):
+        config_path = "hotline.toml"
+    try:
+        config = load_config(config_path, overrides={"ami.enabled": False})
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"hotline: {line}", err=True)
+        sys.exit(2)
+    section = dict(config.values["prompts"])
+    section["voices"] = parse_voices(section["voices"])
+    return section
+
+
+def _voices(options: tuple[str, ...], base: dict[str, str] | None = None) -> dict[str, str]:
     from ivr.prompts import DEFAULT_VOICES, parse_voice_options
     try:
-        return parse_voice_options(options, DEFAULT_VOICES)
+        return parse_voice_options(options, base if base is not None else DEFAULT_VOICES)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--voice") from None
 
@@ -72,17 +90,21 @@ def prompts() -> None:
 @prompts.command("build")
 @click.argument("flows_dir", required=False, default="flows",
                 type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="HOTLINE_CONFIG",
+              help="hotline.toml whose [prompts] voices/sounds_prefix/sounds_dir to use "
+                   "[default: ./hotline.toml when it exists]; `hotline serve` reads the same")
 @click.option("--sounds", "sounds_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="where prompt files go (default var/sounds; Asterisk must see it as "
-                   "<astdatadir>/sounds/hotline, e.g. through a symlink)")
+              help="where prompt files go (default [prompts] sounds_dir, var/sounds; Asterisk must "
+                   "see it as <astdatadir>/sounds/<prefix>, e.g. through a symlink)")
 @click.option("--voice", "voice_options", multiple=True, metavar="LANG=VOICE",
-              help="espeak-ng voice per language, e.g. --voice zh=sit/cmn (repeatable)")
-@click.option("--prefix", default="hotline", show_default=True,
-              help="prompt names as Asterisk sees them (hotline.toml [agi] sounds_prefix)")
+              help="espeak-ng voice per language, e.g. --voice zh=sit/cmn (repeatable; over "
+                   "[prompts] voices — set them there so `hotline serve` plays the same files)")
+@click.option("--prefix", default=None,
+              help="prompt names as Asterisk sees them (default [prompts] sounds_prefix, hotline)")
 @click.option("--system/--no-system", default=True,
               help="also render the dialplan's own prompts (hotline/system/...)")
-def build(flows_dir: Path, sounds_dir: Path | None, voice_options: tuple[str, ...], prefix: str,
-          system: bool) -> None:
+def build(flows_dir: Path, config_path: str | None, sounds_dir: Path | None,
+          voice_options: tuple[str, ...], prefix: str | None, system: bool) -> None:
     """Render every static prompt text of the flows in FLOWS_DIR (default: flows)."""
     from ivr.prompts import (
         DEFAULT_SOUNDS_DIR,
@@ -90,10 +112,12 @@ def build(flows_dir: Path, sounds_dir: Path | None, voice_options: tuple[str, ..
         build_prompts,
         build_system_prompts,
     )
-    voices = _voices(voice_options)
+    settings = _prompt_settings(config_path)
+    voices = _voices(voice_options, settings["voices"])
+    prefix = prefix or settings["sounds_prefix"]
     if not flows_dir.is_dir():
         raise click.BadParameter(f"no such directory: {flows_dir}", param_hint="FLOWS_DIR")
-    sounds = sounds_dir or Path(DEFAULT_SOUNDS_DIR)
+    sounds = sounds_dir or Path(settings["sounds_dir"] or DEFAULT_SOUNDS_DIR)
     flows, refused = _load_flows(flows_dir)
     for line in refused:
         click.echo(line, err=True)
