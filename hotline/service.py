@@ -51,6 +51,7 @@ class HotlineService:
         self.tracker: Any = None
         self.recorder: Any = None
         self.resyncs = 0
+        self.prompts_missing: int | None = None   # text prompts not rendered in sounds_dir
         self._synced_protocol: Any = None   # the AMI connection the last resync ran on
         self.started_at: float | None = None   # reactor clock; what the tracker counts in
         self._tick: task.LoopingCall | None = None
@@ -127,6 +128,20 @@ class HotlineService:
                                    clock=self.reactor)
         self.watcher.check()   # logs the files refused at start, once (then only changes)
         self.watcher.start()
+        self._check_prompts()
+
+    def _check_prompts(self) -> None:
+        """Warn when the flows' text prompts are not built: Asterisk would play nothing."""
+        from ivr.prompts import missing_prompts
+        cfg = self.config.prompts
+        flows = [self.library.get(name) for name in self.library.names()]
+        missing = missing_prompts(flows, cfg.sounds_dir, parse_voices(cfg.voices),
+                                  prefix=cfg.sounds_prefix)
+        self.prompts_missing = len(missing)
+        if missing:
+            log.warning("text prompts not built: callers would hear nothing for them", extra={"fields": {
+                "event": "prompts_missing", "missing": len(missing), "sounds_dir": cfg.sounds_dir,
+                "first": missing[0].where, "fix": "hotline prompts build"}})
 
     def _start_ami(self) -> None:
         from cti.ami.client import AmiClient
@@ -200,7 +215,8 @@ class HotlineService:
             checks["flows"] = lambda: {
                 "ok": bool(self.library and self.library.names()),
                 "loaded": sorted(self.library.names()) if self.library else [],
-                "refused": [str(p) for p in self.library.problems] if self.library else []}
+                "refused": [str(p) for p in self.library.problems] if self.library else [],
+                "prompts_missing_at_start": self.prompts_missing}
         return checks
 
     def _ami_health(self) -> dict[str, Any]:

@@ -614,6 +614,36 @@ def _is_rendered(path: Path) -> bool:
         return False
 
 
+def _wanted_prompts(flows: Iterable[Flow], voices: Mapping[str, str], *,
+                    registry: Mapping[str, StepType] | None, prefix: str, engine_words: bool
+                    ) -> tuple[dict[str, PromptText], list[tuple[PromptText, str]]]:
+    """Every distinct prompt the flows (and the engine's own words) need, by file name;
+    and those that cannot be rendered (no voice for their language), with why."""
+    todo: dict[str, PromptText] = {}
+    failed: list[tuple[PromptText, str]] = []
+    wanted = [p for flow in flows for p in iter_flow_prompts(flow, voices, registry=registry, prefix=prefix)]
+    if engine_words:
+        wanted += [p for p in iter_engine_prompts(voices, prefix=prefix) if p.voice is not None]
+    for prompt in wanted:
+        if prompt.voice is None:
+            failed.append((prompt, f"no voice for language '{prompt.language}' "
+                                   f"(add --voice {prompt.language}=<espeak-ng voice>)"))
+        elif prompt.name not in todo:
+            todo[prompt.name] = prompt
+    return todo, failed
+
+
+def missing_prompts(flows: Iterable[Flow], sounds_dir: str | Path = DEFAULT_SOUNDS_DIR,
+                    voices: Mapping[str, str] = DEFAULT_VOICES, *,
+                    prefix: str = DEFAULT_SOUNDS_PREFIX) -> list[PromptText]:
+    """The text prompts the flows need that are not rendered in ``sounds_dir`` yet: what a
+    caller would not hear (Asterisk plays nothing for a missing file)."""
+    todo, failed = _wanted_prompts(flows, voices, registry=None, prefix=prefix, engine_words=True)
+    sounds = Path(sounds_dir)
+    return [p for p in todo.values() if not _is_rendered(sounds / f"{p.name}.wav")] + \
+        [p for p, _ in failed]
+
+
 def build_prompts(flows: Iterable[Flow], sounds_dir: str | Path = DEFAULT_SOUNDS_DIR,
                   voices: Mapping[str, str] = DEFAULT_VOICES, *,
                   synthesizer: Synthesizer | None = None,
@@ -629,17 +659,8 @@ def build_prompts(flows: Iterable[Flow], sounds_dir: str | Path = DEFAULT_SOUNDS
     started = time.monotonic()
     sounds = Path(sounds_dir)
     report = BuildReport()
-    todo: dict[str, PromptText] = {}
-    wanted = [p for flow in flows for p in iter_flow_prompts(flow, voices, registry=registry, prefix=prefix)]
-    if engine_words:
-        wanted += [p for p in iter_engine_prompts(voices, prefix=prefix) if p.voice is not None]
-    for prompt in wanted:
-        if prompt.voice is None:
-            reason = (f"no voice for language '{prompt.language}' "
-                      f"(add --voice {prompt.language}=<espeak-ng voice>)")
-            report.failed.append((prompt, reason))
-        elif prompt.name not in todo:
-            todo[prompt.name] = prompt
+    todo, report.failed = _wanted_prompts(flows, voices, registry=registry, prefix=prefix,
+                                           engine_words=engine_words)
     missing = []
     for prompt in todo.values():
         if _is_rendered(sounds / f"{prompt.name}.wav"):

@@ -16,7 +16,8 @@ def make_service(tmp_path, **agi):
     shutil.copytree(FLOWS, tmp_path / "flows")
     overrides = {"ami.enabled": False, "http.enabled": False, "db.auto_migrate": True,
                  "agi.flows_dir": str(tmp_path / "flows"), "agi.listen": "127.0.0.1:0",
-                 "service.data_dir": str(tmp_path / "var")}
+                 "service.data_dir": str(tmp_path / "var"),
+                 "prompts.sounds_dir": str(tmp_path / "var" / "sounds")}
     overrides.update({f"agi.{k}": v for k, v in agi.items()})
     service = HotlineService(load_config(None, environ={}, overrides=overrides),
                              reactor=MemoryReactorClock())
@@ -52,5 +53,40 @@ def test_prompt_voices_and_prefix_reach_every_call(tmp_path):
         factory = service.agi_factory.session_factory
         assert factory.voices == {"en": "gmw/en-us", "zh": "sit/cmn"}
         assert factory.sounds_prefix == "hotline"
+    finally:
+        service.database.stop()
+
+
+def test_unbuilt_prompts_are_reported_at_start(tmp_path, caplog):
+    """Flows whose text prompts were never built: serve warns, naming the command to run."""
+    import logging
+    with caplog.at_level(logging.WARNING, logger="hotline.serve"):
+        service = make_service(tmp_path)
+    try:
+        assert service.prompts_missing > 0
+        [warning] = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "prompts_missing"]
+        assert warning.fields["fix"] == "hotline prompts build"
+        assert warning.fields["missing"] == service.prompts_missing
+    finally:
+        service.database.stop()
+
+
+def test_built_prompts_are_not_reported(tmp_path, caplog):
+    """Once every prompt file is there, serve finds nothing missing (no speech engine needed)."""
+    import logging
+
+    from ivr.library import FlowLibrary
+    from ivr.prompts import missing_prompts
+    sounds = tmp_path / "var" / "sounds"
+    library = FlowLibrary(FLOWS)
+    for prompt in missing_prompts([library.get(n) for n in library.names()], sounds):
+        path = sounds / f"{prompt.name}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF" + b"\0" * 100)
+    with caplog.at_level(logging.WARNING, logger="hotline.serve"):
+        service = make_service(tmp_path)
+    try:
+        assert service.prompts_missing == 0
+        assert not [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "prompts_missing"]
     finally:
         service.database.stop()
