@@ -7,6 +7,7 @@ from pathlib import Path
 from twisted.internet.testing import MemoryReactorClock
 
 from hotline.config import load_config
+from db_helpers import database, pg_databases, pg_migrated_url  # noqa: F401
 from hotline.service import HotlineService
 
 FLOWS = Path(__file__).resolve().parents[1] / "flows"
@@ -90,3 +91,31 @@ def test_built_prompts_are_not_reported(tmp_path, caplog):
         assert not [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "prompts_missing"]
     finally:
         service.database.stop()
+
+
+def test_calls_left_open_by_a_previous_run_are_closed_unless_still_live(database):  # noqa: F811
+    """At the first resync: a call row a previous run left open and Asterisk no longer has
+    is closed at its last event as resync_missing; a call Asterisk still has, and one that
+    started during this run, are left open."""
+    from datetime import datetime, timedelta, timezone
+
+    from db import repository
+    from hotline.service import close_calls_left_open
+
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+
+    def seed(session):
+        gone = repository.upsert_call(session, "gone.1", started_at=start, answered_at=start + timedelta(seconds=5))
+        repository.add_call_event(session, gone, start + timedelta(seconds=30), "call_answered")
+        repository.upsert_call(session, "live.1", started_at=start)
+        repository.upsert_call(session, "new.1", started_at=start + timedelta(hours=2))
+
+    database.run_sync(seed)
+    this_run_started = (start + timedelta(hours=1)).timestamp()
+    closed = database.run_sync(close_calls_left_open, {"live.1"}, this_run_started)
+    assert closed == 1
+    gone = database.run_sync(lambda s: repository.get_call(s, "gone.1").__dict__.copy())
+    assert (gone["close_reason"], gone["disposition"]) == ("resync_missing", "answered")
+    assert gone["ended_at"] == start + timedelta(seconds=30)
+    still_open = database.run_sync(lambda s: sorted(c.linkedid for c in repository.open_calls(s)))
+    assert still_open == ["live.1", "new.1"]
