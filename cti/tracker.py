@@ -767,17 +767,24 @@ class CallTracker:
             return call.record.agent
         return channel_name or ""
 
-    def on_blind_transfer(self, event: Event, now: float, out: list) -> None:
+    def _new_transfer(self, event: Event, linkedid_headers: tuple[str, ...],
+                      key: tuple) -> Call | None:
+        """The call a successful transfer event is about, unless it was already counted
+        (Asterisk repeats transfer events per bridge leg); None means ignore the event."""
         if event.get("Result", "Success") != "Success":
-            return
-        linkedid = event.get("TransfereeLinkedid") or event.get("TransfererLinkedid")
-        call = self._calls.get(linkedid or "")
+            return None
+        linkedid = next((event.get(h) for h in linkedid_headers if event.get(h)), "")
+        call = self._calls.get(linkedid)
+        if call is None or key in call.transfer_keys:
+            return None
+        call.transfer_keys.add(key)
+        return call
+
+    def on_blind_transfer(self, event: Event, now: float, out: list) -> None:
+        call = self._new_transfer(event, ("TransfereeLinkedid", "TransfererLinkedid"),
+                                  ("blind", event.get("BridgeUniqueid"), event.get("TransfereeUniqueid")))
         if call is None:
             return
-        key = ("blind", event.get("BridgeUniqueid"), event.get("TransfereeUniqueid"))
-        if key in call.transfer_keys:
-            return
-        call.transfer_keys.add(key)
         to = f"{event.get('Extension') or ''}@{event.get('Context') or ''}"
         from_ = self._transfer_from(call, event.get("TransfererUniqueid"),
                                     event.get("TransfererChannel"))
@@ -785,17 +792,11 @@ class CallTracker:
                            event.get("TransfereeChannel") or "", event.get("TransfereeUniqueid") or "")
 
     def on_attended_transfer(self, event: Event, now: float, out: list) -> None:
-        if event.get("Result", "Success") != "Success":
-            return
-        linkedid = (event.get("TransfereeLinkedid") or event.get("OrigTransfererLinkedid")
-                    or event.get("SecondTransfererLinkedid"))
-        call = self._calls.get(linkedid or "")
+        call = self._new_transfer(
+            event, ("TransfereeLinkedid", "OrigTransfererLinkedid", "SecondTransfererLinkedid"),
+            ("attended", event.get("OrigBridgeUniqueid"), event.get("SecondBridgeUniqueid")))
         if call is None:
             return
-        key = ("attended", event.get("OrigBridgeUniqueid"), event.get("SecondBridgeUniqueid"))
-        if key in call.transfer_keys:
-            return
-        call.transfer_keys.add(key)
         exten = event.get("TransferTargetExten")
         if exten:
             to = f"{exten}@{event.get('TransferTargetContext') or ''}"

@@ -260,6 +260,14 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     origins: dict[str, str] = {}
     problems: list[str] = []
 
+    def assign(section: str, key: str, value: Any, *, from_env: bool, origin: str, where: str) -> None:
+        """Set one key from one source, or note the problem with where it was set."""
+        try:
+            values[section][key] = _coerce(SCHEMA[section][key], value, from_env=from_env)
+            origins[f"{section}.{key}"] = origin
+        except ValueError as exc:
+            problems.append(f"{where}: '{section}.{key}' {exc}")
+
     if path is not None:
         try:
             with open(path, "rb") as handle:
@@ -289,11 +297,7 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
                     problems.append(f"{at}: unknown key '{section}.{key}'"
                                     f"{_did_you_mean(key, SCHEMA[section])}")
                     continue
-                try:
-                    values[section][key] = _coerce(SCHEMA[section][key], value, from_env=False)
-                    origins[f"{section}.{key}"] = f"{path}:{lines.get(f'{section}.{key}', '?')}"
-                except ValueError as exc:
-                    problems.append(f"{at}: '{section}.{key}' {exc}")
+                assign(section, key, value, from_env=False, origin=at, where=at)
 
     for name, value in environ.items():
         if not name.startswith("HOTLINE_"):
@@ -307,19 +311,12 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
                 problems.append(f"environment {name}: unknown key '{section}.{key}'"
                                 f"{_did_you_mean(key, SCHEMA[section])}")
             continue
-        try:
-            values[section][key] = _coerce(SCHEMA[section][key], value, from_env=True)
-            origins[f"{section}.{key}"] = f"env {name}"
-        except ValueError as exc:
-            problems.append(f"environment {name}: '{section}.{key}' {exc}")
+        assign(section, key, value, from_env=True, origin=f"env {name}", where=f"environment {name}")
 
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
-        try:
-            values[section][key] = _coerce(SCHEMA[section][key], value, from_env=isinstance(value, str))
-            origins[dotted] = "command line"
-        except ValueError as exc:
-            problems.append(f"command line: '{dotted}' {exc}")
+        assign(section, key, value, from_env=isinstance(value, str), origin="command line",
+               where="command line")
 
     for section, key in (("agi", "listen"), ("http", "listen")):
         try:
